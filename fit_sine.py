@@ -1,0 +1,976 @@
+"""Fit a small MLP to a noisy sine curve with PyTorch, as in the classic tutorial.
+
+The script follows the tutorial's steps in order: make 100 noisy points of
+sin(x), define ``BalancedMLP``, pick ``nn.MSELoss`` and Adam, run the
+full-batch training loop, predict on a fine grid without gradients, and plot.
+It also shows what the tutorial only discusses: other learning rates, SGD,
+activations (including none), learning-rate schedulers, input scaling, and how
+much the fit depends on the seed.
+
+Usage::
+
+    python fit_sine.py                      # the tutorial's run, files in outputs/
+    python fit_sine.py --compare lr         # 0.01 against 0.001, side by side
+    python fit_sine.py --seeds 8            # 8 seeds trained in one batched pass
+    python fit_sine.py --help               # every flag, with its unit and default
+
+Exit codes: 0 done, 2 invalid input, 3 training diverged, 130 interrupted.
+"""
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+
+import matplotlib
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter
+from torch import nn
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "none": nn.Identity,
+}
+OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
+SGD_MOMENTUM = 0.9
+SCHEDULERS = ("none", "step", "plateau")
+INPUT_MODES = ("raw", "scaled")
+COMPARISONS = ("lr", "optimizer", "activation", "scheduler", "input")
+DEFAULT_COMPARE_VALUES = {
+    "lr": (0.01, 0.001),
+    "optimizer": OPTIMIZERS,
+    "activation": tuple(ACTIVATIONS),
+    "scheduler": SCHEDULERS,
+    "input": INPUT_MODES,
+}
+
+# Upper bounds that keep one run to seconds and a few hundred MB.
+MAX_EPOCHS = 1_000_000
+MAX_POINTS = 1_000_000
+MAX_HIDDEN = 4096
+MAX_SEEDS = 1000
+MAX_SEED = 2**32 - 1
+
+# The loss stays on the device and is read back every CHECK_EVERY epochs, so
+# a CUDA run does not wait for the GPU after each step. A NaN is still
+# reported at the exact epoch where it first appeared.
+CHECK_EVERY = 10
+
+X_MIN, X_MAX = -10.0, 10.0
+
+
+# -- 1. Data ---------------------------------------------------------------
+
+
+def make_data(points=100, noise=0.3, seed=0):
+    """Return x and y = sin(x) + noise * N(0, 1), both shaped (points, 1).
+
+    The noise comes from its own CPU generator, so a seed gives the same data
+    on every device and does not depend on how many weights were drawn.
+    """
+    x = torch.linspace(X_MIN, X_MAX, points)
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.sin(x) + noise * torch.randn(points, generator=generator)
+    # nn.Linear expects (batch, features): one feature per point.
+    return x.unsqueeze(1), y.unsqueeze(1)
+
+
+def make_grid(grid_points=300):
+    """Return the prediction grid over the data's range, shaped (grid_points, 1)."""
+    return torch.linspace(X_MIN, X_MAX, grid_points).unsqueeze(1)
+
+
+def scale_input(x):
+    """Map x from the data's range [-10, 10] linearly onto [-1, 1]."""
+    center = (X_MAX + X_MIN) / 2
+    half_range = (X_MAX - X_MIN) / 2
+    return (x - center) / half_range
+
+
+# -- 2. Model --------------------------------------------------------------
+
+
+class BalancedMLP(nn.Module):
+    """Two hidden layers of equal width; 4,353 parameters at the default 64."""
+
+    def __init__(self, hidden=64, activation="relu"):
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.net = nn.Sequential(
+            nn.Linear(1, hidden),
+            act(),
+            nn.Linear(hidden, hidden),
+            act(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def make_model(seed, hidden=64, activation="relu"):
+    """Build BalancedMLP on the CPU with initial weights drawn from seed."""
+    torch.manual_seed(seed)
+    return BalancedMLP(hidden, activation)
+
+
+def collapsed_line(model):
+    """Return (slope, intercept) of a BalancedMLP built without activations.
+
+    Without a nonlinearity, W3 (W2 (W1 x + b1) + b2) + b3 multiplies out to a
+    single line: slope W3 W2 W1, intercept W3 (W2 b1 + b2) + b3.
+    """
+    first, _, second, _, third = model.net
+    with torch.no_grad():
+        slope = third.weight @ second.weight @ first.weight
+        intercept = third.weight @ (second.weight @ first.bias + second.bias)
+        intercept = intercept + third.bias
+    return slope.item(), intercept.item()
+
+
+def least_squares_line(x, y):
+    """Return (slope, intercept) of the least-squares line through the points."""
+    design = torch.cat([x, torch.ones_like(x)], dim=1).double()
+    solution = torch.linalg.lstsq(design, y.double()).solution
+    return solution[0, 0].item(), solution[1, 0].item()
+
+
+# -- 3. Loss and optimizer -------------------------------------------------
+
+
+def make_optimizer(name, params, lr, device):
+    """Build Adam or SGD; Adam uses the fused kernel, one call per step."""
+    if name == "adam":
+        # fused=True updates every parameter in one kernel, which matters
+        # here because each epoch is only a few microseconds of arithmetic.
+        return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+    momentum = SGD_MOMENTUM if name == "sgd-momentum" else 0.0
+    return torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+
+def make_scheduler(name, optimizer, step_size, gamma, patience):
+    """Build a StepLR or ReduceLROnPlateau, or return None for 'none'."""
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=gamma, patience=patience
+        )
+    return None
+
+
+# -- 4. Training loop ------------------------------------------------------
+
+
+class StopFlag:
+    """Set by the first Ctrl-C so that training ends after the current epoch."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def catch_sigint(self):
+        def request_stop(signum, frame):
+            self.requested = True
+            # A second Ctrl-C interrupts at once.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        try:
+            previous = signal.signal(signal.SIGINT, request_stop)
+        except ValueError:  # not the main thread: leave Ctrl-C as it is
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class TrainResult:
+    """Loss history and how training ended."""
+
+    def __init__(self, losses, seconds, diverged_at=None, interrupted=False):
+        self.losses = losses  # float per epoch; a list of lists when batched
+        self.seconds = seconds
+        self.diverged_at = diverged_at  # first 1-based epoch with a NaN or inf loss
+        self.interrupted = interrupted
+
+    @property
+    def epochs_run(self):
+        return len(self.losses)
+
+
+class EpochMonitor:
+    """Record each epoch's loss on the device and check it every few epochs."""
+
+    def __init__(self, epochs, shape, device, log_every, log):
+        self.losses = torch.empty((epochs, *shape), device=device)
+        self.epochs = epochs
+        self.log_every = log_every
+        self.log = log
+        self.checked = 0
+        self.diverged_at = None
+        self.start = time.perf_counter()
+
+    def record(self, epoch, loss):
+        """Store the loss; return False once training should stop."""
+        self.losses[epoch] = loss.detach()
+        done = epoch + 1
+        logging = self.log is not None and done % self.log_every == 0
+        if done % CHECK_EVERY == 0 or done == self.epochs or logging:
+            if not self.check(done):
+                return False
+        if logging:
+            loss_value = self.losses[epoch].mean().item()
+            elapsed = time.perf_counter() - self.start
+            self.log(
+                f"epoch {done:>6}/{self.epochs}  loss {loss_value:.6f}  "
+                f"elapsed {elapsed:6.2f} s"
+            )
+        return True
+
+    def check(self, done):
+        """Look for a NaN or inf loss among the epochs since the last check."""
+        new = self.losses[self.checked : done]
+        finite = torch.isfinite(new.reshape(len(new), -1)).all(dim=1)
+        self.checked = done
+        if bool(finite.all()):
+            return True
+        self.diverged_at = done - len(new) + int((~finite).nonzero()[0]) + 1
+        return False
+
+    def result(self, epochs_run, interrupted):
+        if self.diverged_at is not None:
+            epochs_run = self.diverged_at
+        losses = self.losses[:epochs_run].cpu()  # the one copy back to the host
+        return TrainResult(
+            losses.tolist(),
+            time.perf_counter() - self.start,
+            self.diverged_at,
+            interrupted,
+        )
+
+
+def train(
+    model,
+    x,
+    y,
+    optimizer,
+    epochs,
+    scheduler=None,
+    stop=None,
+    log_every=100,
+    log=None,
+):
+    """Train on the full batch for epochs steps; return the TrainResult.
+
+    Each epoch is the tutorial's five steps. Training ends early when the loss
+    turns NaN or inf (result.diverged_at) or when stop.requested is set.
+    """
+    loss_fn = nn.MSELoss()
+    monitor = EpochMonitor(epochs, (), x.device, log_every, log)
+    epochs_run = 0
+    model.train()
+    for epoch in range(epochs):
+        optimizer.zero_grad()
+        prediction = model(x)
+        loss = loss_fn(prediction, y)
+        loss.backward()
+        optimizer.step()
+
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(loss.detach())  # NOTE: reads the loss back each epoch
+        elif scheduler is not None:
+            scheduler.step()
+        epochs_run = epoch + 1
+        if not monitor.record(epoch, loss) or (stop is not None and stop.requested):
+            break
+    return monitor.result(epochs_run, stop is not None and stop.requested)
+
+
+def train_batched(
+    models,
+    x,
+    ys,
+    optimizer_name,
+    lr,
+    epochs,
+    scheduler_args,
+    stop=None,
+    log_every=100,
+    log=None,
+):
+    """Train len(models) independent copies at once with vmap.
+
+    Parameters of the same name are stacked along a new first dimension and
+    the per-model MSE losses are summed, so each copy gets exactly its own
+    gradient. Adam and SGD update every element independently, so stacked
+    copy i follows the same path as a single run of models[i], up to rounding.
+    Returns the stacked parameters and a TrainResult whose losses are one
+    list per epoch with one value per model.
+    """
+    params, buffers = torch.func.stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def forward_one(one_params, one_buffers, inputs):
+        return torch.func.functional_call(base, (one_params, one_buffers), (inputs,))
+
+    forward = torch.vmap(forward_one, in_dims=(0, 0, None))
+    optimizer = make_optimizer(optimizer_name, params.values(), lr, x.device)
+    scheduler = make_scheduler(scheduler_args[0], optimizer, *scheduler_args[1:])
+    monitor = EpochMonitor(epochs, (len(models),), x.device, log_every, log)
+    epochs_run = 0
+    for epoch in range(epochs):
+        optimizer.zero_grad()
+        prediction = forward(params, buffers, x)
+        member_losses = ((prediction - ys) ** 2).mean(dim=(1, 2))
+        member_losses.sum().backward()
+        optimizer.step()
+
+        if scheduler is not None:
+            scheduler.step()
+        epochs_run = epoch + 1
+        if not monitor.record(epoch, member_losses):
+            break
+        if stop is not None and stop.requested:
+            break
+    result = monitor.result(epochs_run, stop is not None and stop.requested)
+    return (forward, params, buffers), result
+
+
+# -- 5. Prediction ---------------------------------------------------------
+
+
+@torch.no_grad()
+def predict(model, grid):
+    """Return the model's output on the grid, flattened to (grid_points,)."""
+    model.eval()
+    return model(grid).squeeze(1)
+
+
+def mse_against_sine(grid, prediction):
+    """Return the mean squared error of a prediction against the noise-free sin."""
+    target = torch.sin(grid.squeeze(-1)).to(prediction.device)
+    return torch.mean((prediction - target) ** 2, dim=-1)
+
+
+# -- 6. Plots and files ----------------------------------------------------
+
+
+def new_figure(columns=1):
+    """Return a Figure drawn by the Agg canvas, whatever MPLBACKEND says."""
+    figure = Figure(figsize=(6.4 * columns, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def plot_data(axes, x, y, grid):
+    axes.scatter(x, y, s=14, color="0.45", label="noisy data")
+    axes.plot(grid, torch.sin(grid), "k--", linewidth=1, label="sin(x)")
+    axes.set_xlabel("x")
+    axes.set_ylabel("y")
+
+
+def plot_fit(x, y, grid, prediction, title):
+    figure = new_figure()
+    axes = figure.add_subplot()
+    plot_data(axes, x, y, grid)
+    axes.plot(grid, prediction, color="C0", linewidth=2, label="model")
+    axes.set_title(title)
+    axes.legend()
+    return figure
+
+
+def set_log_scale(axes):
+    """Use a log y axis labelled at 1, 2 and 5 times each power of ten.
+
+    The default labels are mathtext, whose parser takes about 0.3 s to set up
+    on first use, more than the rest of the plot.
+    """
+    axes.set_yscale("log")
+    axes.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axes.yaxis.set_major_formatter("{x:g}")
+    axes.yaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_loss(losses, noise):
+    figure = new_figure()
+    axes = figure.add_subplot()
+    epochs = range(1, len(losses) + 1)
+    axes.plot(epochs, losses, color="C0", label="training MSE")
+    axes.axhline(noise**2, color="k", linestyle="--", linewidth=1,
+                 label=f"noise variance {noise**2:.3g}")
+    set_log_scale(axes)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("MSE loss")
+    axes.set_title("Training loss")
+    axes.legend()
+    return figure
+
+
+def plot_comparison(name, x, y, grid, rows):
+    figure = new_figure(columns=2)
+    fit_axes, loss_axes = figure.subplots(1, 2)
+    plot_data(fit_axes, x, y, grid)
+    for index, row in enumerate(rows):
+        color = f"C{index % 10}"
+        label = row["variant"]
+        if row["diverged_at"] is not None:
+            label += f" (diverged at epoch {row['diverged_at']})"
+        else:
+            fit_axes.plot(grid, row["prediction"], color=color, linewidth=2,
+                          label=label)
+        history = row["loss_history"]
+        loss_axes.plot(range(1, len(history) + 1), history, color=color,
+                       label=label)
+    fit_axes.set_title(f"Fit by {name}")
+    fit_axes.legend(fontsize="small")
+    set_log_scale(loss_axes)
+    loss_axes.set_xlabel("epoch")
+    loss_axes.set_ylabel("MSE loss")
+    loss_axes.set_title("Training loss")
+    loss_axes.legend(fontsize="small")
+    return figure
+
+
+def plot_seeds(x, y, grid, predictions, losses, seeds):
+    figure = new_figure(columns=2)
+    fit_axes, loss_axes = figure.subplots(1, 2)
+    plot_data(fit_axes, x, y, grid)
+    low = predictions.min(dim=0).values
+    high = predictions.max(dim=0).values
+    fit_axes.fill_between(grid.squeeze(1), low, high, color="C0", alpha=0.25,
+                          label="lowest to highest prediction")
+    fit_axes.plot(grid, predictions.median(dim=0).values, color="C0",
+                  linewidth=2, label="median prediction")
+    fit_axes.set_title(f"{len(seeds)} seeds, {seeds[0]} to {seeds[-1]} "
+                       f"(data of seed {seeds[0]})")
+    fit_axes.legend(fontsize="small")
+    epochs = range(1, losses.shape[0] + 1)
+    loss_axes.plot(epochs, losses, color="C0", alpha=0.3, linewidth=0.8)
+    loss_axes.plot(epochs, losses.nanmedian(dim=1).values, color="k",
+                   linewidth=2, label="median")
+    set_log_scale(loss_axes)
+    loss_axes.set_xlabel("epoch")
+    loss_axes.set_ylabel("MSE loss")
+    loss_axes.set_title("Training loss of every seed")
+    loss_axes.legend()
+    return figure
+
+
+def write_atomic(path, write):
+    """Call write(file) on a temporary file, then rename it onto path.
+
+    Readers see the old file or the complete new one, never a partial file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        # mkstemp creates the file readable by its owner only; give it the
+        # permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def save_figure(figure, path):
+    write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=100))
+    figure.clear()
+
+
+def save_json(data, path):
+    text = json.dumps(data, indent=2) + "\n"
+    write_atomic(path, lambda file: file.write(text.encode()))
+
+
+def show_figures(paths, say):
+    """Open the saved PNGs in windows, where an interactive backend exists."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        say(f"--show: cannot open a window ({error}); the figures are saved.")
+        return
+    from matplotlib.backends import BackendFilter, backend_registry
+
+    interactive = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
+    if matplotlib.get_backend().lower() not in interactive:
+        say("--show: no display found; the figures are saved.")
+        return
+    for path in paths:
+        plt.figure(os.path.basename(path))
+        plt.imshow(plt.imread(path))
+        plt.axis("off")
+    plt.show()
+
+
+# -- Command line ----------------------------------------------------------
+
+
+class UsageError(Exception):
+    """A user mistake in the arguments; printed as one line, exit code 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def int_in(low, high):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {low} to {high}, got {text!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be from {low} to {high}, got {value}"
+            )
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(low, high=math.inf, low_open=False):
+    if low_open:
+        accepted = f"a finite number above {low:g}"
+    elif high == math.inf:
+        accepted = f"a finite number of at least {low:g}"
+    else:
+        accepted = f"a number from {low:g} to {high:g}"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {accepted}, got {text!r}"
+            ) from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            raise argparse.ArgumentTypeError(f"must be {accepted}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_float = float_in(0.0, low_open=True)
+
+
+def build_parser():
+    parser = ArgumentParser(
+        description="Fit a small MLP to noisy sin(x) and plot the result.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--epochs", type=int_in(1, MAX_EPOCHS), default=690,
+        help="full-batch training epochs")
+    add("--lr", type=positive_float, default=0.01, help="learning rate")
+    add("--optimizer", choices=OPTIMIZERS, default="adam",
+        help=f"optimizer; sgd-momentum is SGD with momentum {SGD_MOMENTUM}")
+    add("--activation", choices=tuple(ACTIVATIONS), default="relu",
+        help="activation after each hidden layer; none makes the model linear")
+    add("--hidden", type=int_in(1, MAX_HIDDEN), default=64,
+        help="width of both hidden layers, in units")
+    add("--points", type=int_in(2, MAX_POINTS), default=100,
+        help="number of training points on [-10, 10]")
+    add("--noise", type=float_in(0.0), default=0.3,
+        help="standard deviation of the Gaussian noise added to sin(x)")
+    add("--grid-points", type=int_in(2, MAX_POINTS), default=300,
+        help="number of prediction points on [-10, 10]")
+    add("--scale-input", action="store_true",
+        help="map x from [-10, 10] onto [-1, 1] before the first layer")
+    add("--scheduler", choices=SCHEDULERS, default="none",
+        help="learning-rate schedule: step is StepLR, which multiplies the rate "
+             "by --gamma every --step-size epochs; plateau is ReduceLROnPlateau, "
+             "which multiplies it by --gamma after --patience epochs without a "
+             "lower training loss")
+    add("--step-size", type=int_in(1, MAX_EPOCHS), default=200,
+        help="epochs between learning-rate drops for --scheduler step")
+    add("--gamma", type=float_in(0.0, 1.0), default=0.5,
+        help="factor applied to the learning rate at each drop")
+    add("--patience", type=int_in(0, MAX_EPOCHS), default=20,
+        help="epochs without improvement before a drop for --scheduler plateau")
+    add("--seed", type=int_in(0, MAX_SEED), default=0,
+        help="seed for both the noise and the initial weights")
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto",
+        help="where to train; auto picks cuda when it is available")
+    add("--out-dir", default="outputs", help="folder for figures, metrics and model")
+    add("--log-every", type=int_in(1, MAX_EPOCHS), default=100,
+        help="epochs between progress lines")
+    add("--quiet", action="store_true", help="print no progress lines")
+    add("--show", action="store_true",
+        help="also open the figures in a window, where a display exists")
+    add("--compare", choices=COMPARISONS,
+        help="train one variant per value of this setting, from the same data "
+             "and initial weights, and plot them together")
+    add("--compare-values",
+        help="comma-separated values for --compare, for example 0.1,0.01,0.001 "
+             "for lr; defaults: "
+             + "; ".join(f"{name} {','.join(map(str, values))}"
+                         for name, values in DEFAULT_COMPARE_VALUES.items()))
+    add("--seeds", type=int_in(1, MAX_SEEDS),
+        help="train this many seeds, --seed onwards, in one batched pass and "
+             "plot their spread")
+    return parser
+
+
+def parse_compare_values(name, text):
+    """Return the list of variant values for --compare name."""
+    if text is None:
+        return list(DEFAULT_COMPARE_VALUES[name])
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise UsageError(f"argument --compare-values: empty value in {text!r}")
+    if name == "lr":
+        try:
+            return [positive_float(item) for item in items]
+        except argparse.ArgumentTypeError as error:
+            raise UsageError(f"argument --compare-values: {error}") from None
+    accepted = DEFAULT_COMPARE_VALUES[name]
+    for item in items:
+        if item not in accepted:
+            raise UsageError(
+                f"argument --compare-values: invalid {name} {item!r}, "
+                f"choose from {', '.join(accepted)}"
+            )
+    return items
+
+
+def parse_args(argv):
+    """Parse and check every argument before any work; raise UsageError."""
+    args = build_parser().parse_args(argv)
+    if args.seeds is not None and args.compare is not None:
+        raise UsageError("argument --seeds: cannot be combined with --compare; "
+                         "run them separately")
+    if args.seeds is not None and args.seed + args.seeds - 1 > MAX_SEED:
+        raise UsageError(f"argument --seeds: --seed + --seeds - 1 must be at "
+                         f"most {MAX_SEED}, got {args.seed + args.seeds - 1}")
+    if args.seeds is not None and args.scheduler == "plateau":
+        raise UsageError("argument --scheduler: plateau cannot be used with "
+                         "--seeds because each seed would need its own learning "
+                         "rate; use step or none")
+    if args.compare_values is not None and args.compare is None:
+        raise UsageError("argument --compare-values: needs --compare")
+    if args.compare is not None:
+        args.compare_values = parse_compare_values(args.compare, args.compare_values)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("argument --device: cuda is not available on this "
+                         "machine; use --device cpu or auto")
+    return args
+
+
+def prepare_out_dir(path):
+    """Create the output folder and check that it can be written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UsageError(f"argument --out-dir: cannot write to {path!r} "
+                         f"({reason}); choose another folder") from None
+
+
+def pick_device(name):
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def settings_of(args):
+    keys = ("epochs", "lr", "optimizer", "activation", "hidden", "points", "noise",
+            "grid_points", "scale_input", "scheduler", "step_size", "gamma",
+            "patience", "seed")
+    return {key: getattr(args, key) for key in keys}
+
+
+def versions():
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
+
+
+# -- Runs ------------------------------------------------------------------
+
+
+def fit_once(args, device, x, y, grid, initial_state=None, stop=None, log=None,
+             **overrides):
+    """Train one model on x, y and predict on grid; return (model, result, prediction).
+
+    overrides replaces any of lr, optimizer, activation, scheduler and
+    scale_input from args. With initial_state the model starts from those
+    weights instead of the ones drawn from args.seed.
+    """
+    setting = {key: getattr(args, key)
+               for key in ("lr", "optimizer", "activation", "scheduler", "scale_input")}
+    setting.update(overrides)
+    model = make_model(args.seed, args.hidden, setting["activation"])
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
+    model.to(device)
+    if setting["scale_input"]:
+        x, grid = scale_input(x), scale_input(grid)
+    optimizer = make_optimizer(setting["optimizer"], model.parameters(),
+                               setting["lr"], device)
+    scheduler = make_scheduler(setting["scheduler"], optimizer, args.step_size,
+                               args.gamma, args.patience)
+    result = train(model, x.to(device), y.to(device), optimizer, args.epochs,
+                   scheduler, stop, args.log_every, log)
+    prediction = predict(model, grid.to(device)).cpu()
+    return model, result, prediction
+
+
+def run_single(args, device, stop, say, log):
+    x, y = make_data(args.points, args.noise, args.seed)
+    grid = make_grid(args.grid_points)
+    model, result, prediction = fit_once(args, device, x, y, grid, stop=stop,
+                                         log=log)
+    if result.diverged_at is not None:
+        bad = result.losses[-1]
+        say(f"error: the loss became {bad} at epoch {result.diverged_at}; "
+            f"try a smaller --lr than {args.lr:g}. No files were written.",
+            error=True)
+        return EXIT_DIVERGED
+
+    mse = mse_against_sine(grid, prediction).item()
+    final_loss = result.losses[-1]
+    metrics = {
+        "settings": settings_of(args),
+        "seed": args.seed,
+        "device": str(device),
+        "epochs_run": result.epochs_run,
+        "interrupted": result.interrupted,
+        "final_loss": final_loss,
+        "mse_vs_sin": mse,
+        "noise_floor": args.noise**2,
+        "train_seconds": result.seconds,
+        "loss_history": result.losses,
+        "grid": grid.squeeze(1).tolist(),
+        "prediction": prediction.tolist(),
+        "versions": versions(),
+    }
+    out = args.out_dir
+    paths = [os.path.join(out, name)
+             for name in ("fit.png", "loss.png", "metrics.json", "model.pt")]
+    title = (f"BalancedMLP after {result.epochs_run} epochs: "
+             f"loss {final_loss:.4f}, MSE vs sin(x) {mse:.4f}")
+    save_figure(plot_fit(x, y, grid, prediction, title), paths[0])
+    save_figure(plot_loss(result.losses, args.noise), paths[1])
+    save_json(metrics, paths[2])
+    state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    write_atomic(paths[3], lambda file: torch.save(state, file))
+
+    status = "interrupted after" if result.interrupted else "trained"
+    say(f"{status} {result.epochs_run} epochs in {result.seconds:.2f} s: "
+        f"final loss {final_loss:.4f}, MSE vs sin(x) {mse:.4f}; "
+        f"wrote {', '.join(paths)}")
+    if args.show:
+        show_figures(paths[:2], say)
+    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def variant_overrides(name, value):
+    if name == "input":
+        return {"scale_input": value == "scaled"}
+    return {name: value}
+
+
+def run_compare(args, device, stop, say, log):
+    name = args.compare
+    x, y = make_data(args.points, args.noise, args.seed)
+    grid = make_grid(args.grid_points)
+    # Every variant starts from these weights; only the compared setting differs.
+    initial_state = make_model(args.seed, args.hidden).state_dict()
+    rows = []
+    for value in args.compare_values:
+        if stop.requested:
+            break
+        label = f"{name}={value}" if name == "lr" else str(value)
+        say(f"training {label}")
+        model, result, prediction = fit_once(
+            args, device, x, y, grid, initial_state, stop, log,
+            **variant_overrides(name, value))
+        diverged = result.diverged_at is not None
+        row = {
+            "variant": label,
+            "value": value,
+            "epochs_run": result.epochs_run,
+            "diverged_at": result.diverged_at,
+            "final_loss": None if diverged else result.losses[-1],
+            "mse_vs_sin": None if diverged else mse_against_sine(grid, prediction).item(),
+            "train_seconds": result.seconds,
+            # A diverged variant's curve stops at the last finite loss.
+            "loss_history": result.losses[:-1] if diverged else result.losses,
+            "prediction": None if diverged else prediction.tolist(),
+        }
+        if name == "activation" and value == "none" and not diverged:
+            x_in = scale_input(x) if args.scale_input else x
+            row["collapsed_line"] = dict(zip(("slope", "intercept"),
+                                             collapsed_line(model.cpu())))
+            row["least_squares_line"] = dict(zip(("slope", "intercept"),
+                                                 least_squares_line(x_in, y)))
+        rows.append(row)
+    if stop.requested:
+        say("interrupted; no comparison files were written.", error=True)
+        return EXIT_INTERRUPTED
+
+    print_compare_table(rows, say)
+    png = os.path.join(args.out_dir, f"compare_{name}.png")
+    report = os.path.join(args.out_dir, f"compare_{name}.json")
+    save_figure(plot_comparison(name, x, y, grid, rows), png)
+    save_json({"compare": name, "settings": settings_of(args),
+               "device": str(device), "variants": rows,
+               "versions": versions()}, report)
+    say(f"wrote {png}, {report}")
+    if args.show:
+        show_figures([png], say)
+    return EXIT_OK
+
+
+def print_compare_table(rows, say):
+    say(f"{'variant':<22} {'final loss':>12} {'MSE vs sin':>12} {'seconds':>8}")
+    for row in rows:
+        if row["diverged_at"] is not None:
+            result = f"{'diverged at epoch ' + str(row['diverged_at']):>25}"
+        else:
+            result = f"{row['final_loss']:>12.5f} {row['mse_vs_sin']:>12.5f}"
+        say(f"{row['variant']:<22} {result} {row['train_seconds']:>8.3f}")
+        if "collapsed_line" in row:
+            line, fit = row["collapsed_line"], row["least_squares_line"]
+            say(f"  network collapses to y = {line['slope']:.5f} x "
+                f"{line['intercept']:+.5f}; least squares: "
+                f"y = {fit['slope']:.5f} x {fit['intercept']:+.5f}")
+
+
+def run_seeds(args, device, stop, say, log):
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    data = [make_data(args.points, args.noise, seed) for seed in seeds]
+    x = data[0][0]
+    ys = torch.stack([y for _, y in data])
+    grid = make_grid(args.grid_points)
+    models = [make_model(seed, args.hidden, args.activation).to(device)
+              for seed in seeds]
+    x_in, grid_in = (scale_input(x), scale_input(grid)) if args.scale_input else (x, grid)
+    (forward, params, buffers), result = train_batched(
+        models, x_in.to(device), ys.to(device), args.optimizer, args.lr,
+        args.epochs, (args.scheduler, args.step_size, args.gamma, args.patience),
+        stop, args.log_every, log)
+    if stop.requested:
+        say("interrupted; no seed files were written.", error=True)
+        return EXIT_INTERRUPTED
+
+    with torch.no_grad():
+        predictions = forward(params, buffers, grid_in.to(device)).squeeze(-1).cpu()
+    losses = torch.tensor(result.losses)  # (epochs, seeds)
+    finite_losses = torch.where(torch.isfinite(losses), losses, torch.nan)
+    mses = mse_against_sine(grid, predictions)
+    runs = []
+    for index, seed in enumerate(seeds):
+        history = finite_losses[:, index]
+        finite = bool(torch.isfinite(history).all()) and bool(torch.isfinite(mses[index]))
+        runs.append({
+            "seed": seed,
+            "diverged": not finite,
+            "final_loss": history[-1].item() if finite else None,
+            "mse_vs_sin": mses[index].item() if finite else None,
+        })
+    good = [run for run in runs if not run["diverged"]]
+    summary = {}
+    for key in ("final_loss", "mse_vs_sin"):
+        values = torch.tensor([run[key] for run in good]) if good else None
+        summary[key] = {
+            "median": values.median().item() if good else None,
+            "min": values.min().item() if good else None,
+            "max": values.max().item() if good else None,
+        }
+    png = os.path.join(args.out_dir, "seeds.png")
+    report = os.path.join(args.out_dir, "seeds.json")
+    kept = torch.tensor([not run["diverged"] for run in runs])
+    figure = plot_seeds(x, data[0][1], grid, predictions[kept] if good else predictions,
+                        finite_losses, seeds)
+    save_figure(figure, png)
+    save_json({"seeds": seeds, "settings": settings_of(args), "device": str(device),
+               "train_seconds": result.seconds, "runs": runs, "summary": summary,
+               "diverged": len(runs) - len(good), "versions": versions()}, report)
+    say(f"{len(seeds)} seeds trained together in {result.seconds:.2f} s")
+    for key, label in (("final_loss", "final loss"), ("mse_vs_sin", "MSE vs sin(x)")):
+        if good:
+            stats = summary[key]
+            say(f"  {label:<14} median {stats['median']:.5f}  "
+                f"min {stats['min']:.5f}  max {stats['max']:.5f}")
+    if len(good) < len(runs):
+        bad = [str(run["seed"]) for run in runs if run["diverged"]]
+        say(f"  diverged: seeds {', '.join(bad)}; left out of the summary")
+    say(f"wrote {png}, {report}")
+    if args.show:
+        show_figures([png], say)
+    return EXIT_OK
+
+
+def main(argv=None):
+    """Run the script with command-line arguments argv; return the exit code."""
+
+    def say(message, error=False):
+        print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
+    try:
+        args = parse_args(argv)
+        prepare_out_dir(args.out_dir)
+    except UsageError as error:
+        say(f"fit_sine.py: error: {error}", error=True)
+        return EXIT_USAGE
+
+    device = pick_device(args.device)
+    log = None if args.quiet else say
+    say(f"device: {device}")
+    if device.type == "cpu":
+        # Each op here works on a few thousand numbers, so a second thread
+        # costs more in hand-off than it saves.
+        torch.set_num_threads(1)
+    if args.compare is not None:
+        run = run_compare
+    elif args.seeds is not None:
+        run = run_seeds
+    else:
+        run = run_single
+    stop = StopFlag()
+    try:
+        with stop.catch_sigint():
+            return run(args, device, stop, say, log)
+    except KeyboardInterrupt:
+        say("interrupted", error=True)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
