@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -130,6 +131,39 @@ def make_model(seed, hidden=64, activation="relu"):
     return BalancedMLP(hidden, activation)
 
 
+class StackedMLP(nn.Module):
+    """Several BalancedMLPs of the same shape, evaluated in one batched pass.
+
+    The weights of layer k of every model are stacked along a new first
+    dimension, so one torch.baddbmm does the work of that nn.Linear for all
+    models. Weights are stored transposed, as (models, in, out), which keeps
+    every intermediate tensor contiguous and the backward pass fast.
+    """
+
+    def __init__(self, models):
+        super().__init__()
+        linears = [[model.net[k] for model in models] for k in (0, 2, 4)]
+        self.weights = nn.ParameterList(
+            torch.stack([layer.weight.detach().t() for layer in layers])
+            for layers in linears
+        )
+        self.biases = nn.ParameterList(
+            torch.stack([layer.bias.detach() for layer in layers]).unsqueeze(1)
+            for layers in linears
+        )
+        self.activation = copy.deepcopy(models[0].net[1])
+
+    def forward(self, x):
+        """Map x of shape (points, 1) to predictions of shape (models, points, 1)."""
+        hidden = x.expand(len(self.weights[0]), -1, -1)
+        last = len(self.weights) - 1
+        for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = torch.baddbmm(bias, hidden, weight)
+            if k < last:
+                hidden = self.activation(hidden)
+        return hidden
+
+
 def collapsed_line(model):
     """Return (slope, intercept) of a BalancedMLP built without activations.
 
@@ -219,8 +253,10 @@ class TrainResult:
 class EpochMonitor:
     """Record each epoch's loss on the device and check it every few epochs."""
 
-    def __init__(self, epochs, shape, device, log_every, log):
+    def __init__(self, epochs, shape, device, log_every, log,
+                 stop_on_divergence=True):
         self.losses = torch.empty((epochs, *shape), device=device)
+        self.stop_on_divergence = stop_on_divergence
         self.epochs = epochs
         self.log_every = log_every
         self.log = log
@@ -233,11 +269,12 @@ class EpochMonitor:
         self.losses[epoch] = loss.detach()
         done = epoch + 1
         logging = self.log is not None and done % self.log_every == 0
-        if done % CHECK_EVERY == 0 or done == self.epochs or logging:
-            if not self.check(done):
-                return False
+        checking = done % CHECK_EVERY == 0 or done == self.epochs or logging
+        if checking and self.stop_on_divergence and not self.check(done):
+            return False
         if logging:
-            loss_value = self.losses[epoch].mean().item()
+            # With several models, the median loss stands for all of them.
+            loss_value = self.losses[epoch].nanmedian().item()
             elapsed = time.perf_counter() - self.start
             self.log(
                 f"epoch {done:>6}/{self.epochs}  loss {loss_value:.6f}  "
@@ -258,7 +295,7 @@ class EpochMonitor:
     def result(self, epochs_run, interrupted):
         if self.diverged_at is not None:
             epochs_run = self.diverged_at
-        losses = self.losses[:epochs_run].cpu()  # the one copy back to the host
+        losses = self.losses[:epochs_run].cpu()  # the whole history, copied once
         return TrainResult(
             losses.tolist(),
             time.perf_counter() - self.start,
@@ -305,40 +342,32 @@ def train(
 
 
 def train_batched(
-    models,
+    model,
     x,
     ys,
-    optimizer_name,
-    lr,
+    optimizer,
     epochs,
-    scheduler_args,
+    scheduler=None,
     stop=None,
     log_every=100,
     log=None,
 ):
-    """Train len(models) independent copies at once with vmap.
+    """Train every model of a StackedMLP at once; return the TrainResult.
 
-    Parameters of the same name are stacked along a new first dimension and
-    the per-model MSE losses are summed, so each copy gets exactly its own
-    gradient. Adam and SGD update every element independently, so stacked
-    copy i follows the same path as a single run of models[i], up to rounding.
-    Returns the stacked parameters and a TrainResult whose losses are one
-    list per epoch with one value per model.
+    ys holds one target column per model, shaped (models, points, 1). The
+    per-model MSE losses are summed, so each model gets exactly its own
+    gradient, and Adam and SGD update every element on its own, so model i
+    follows the same path as a single run, up to rounding. A model whose loss
+    turns NaN or inf keeps training without harming the others. The losses of
+    the result are one list per epoch, one value per model.
     """
-    params, buffers = torch.func.stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
-
-    def forward_one(one_params, one_buffers, inputs):
-        return torch.func.functional_call(base, (one_params, one_buffers), (inputs,))
-
-    forward = torch.vmap(forward_one, in_dims=(0, 0, None))
-    optimizer = make_optimizer(optimizer_name, params.values(), lr, x.device)
-    scheduler = make_scheduler(scheduler_args[0], optimizer, *scheduler_args[1:])
-    monitor = EpochMonitor(epochs, (len(models),), x.device, log_every, log)
+    monitor = EpochMonitor(epochs, (len(ys),), x.device, log_every, log,
+                           stop_on_divergence=False)
     epochs_run = 0
+    model.train()
     for epoch in range(epochs):
         optimizer.zero_grad()
-        prediction = forward(params, buffers, x)
+        prediction = model(x)
         member_losses = ((prediction - ys) ** 2).mean(dim=(1, 2))
         member_losses.sum().backward()
         optimizer.step()
@@ -346,12 +375,10 @@ def train_batched(
         if scheduler is not None:
             scheduler.step()
         epochs_run = epoch + 1
-        if not monitor.record(epoch, member_losses):
-            break
+        monitor.record(epoch, member_losses)
         if stop is not None and stop.requested:
             break
-    result = monitor.result(epochs_run, stop is not None and stop.requested)
-    return (forward, params, buffers), result
+    return monitor.result(epochs_run, stop is not None and stop.requested)
 
 
 # -- 5. Prediction ---------------------------------------------------------
@@ -359,9 +386,13 @@ def train_batched(
 
 @torch.no_grad()
 def predict(model, grid):
-    """Return the model's output on the grid, flattened to (grid_points,)."""
+    """Return the model's output on the grid without its feature dimension.
+
+    The result is (grid_points,) for one model and (models, grid_points) for a
+    StackedMLP.
+    """
     model.eval()
-    return model(grid).squeeze(1)
+    return model(grid).squeeze(-1)
 
 
 def mse_against_sine(grid, prediction):
@@ -374,9 +405,15 @@ def mse_against_sine(grid, prediction):
 
 
 def new_figure(columns=1):
-    """Return a Figure drawn by the Agg canvas, whatever MPLBACKEND says."""
-    figure = Figure(figsize=(6.4 * columns, 4.8), layout="constrained")
+    """Return a Figure drawn by the Agg canvas, whatever MPLBACKEND is set to.
+
+    The margins are fixed rather than computed by a layout engine, which
+    would measure every label once more and add about 0.05 s per figure.
+    """
+    figure = Figure(figsize=(6.4 * columns, 4.8))
     FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.1 / columns, right=1 - 0.03 / columns,
+                           bottom=0.1, top=0.92, wspace=0.15)
     return figure
 
 
@@ -450,18 +487,24 @@ def plot_comparison(name, x, y, grid, rows):
 
 
 def plot_seeds(x, y, grid, predictions, losses, seeds):
+    """Plot the spread of the finite predictions and every seed's loss curve."""
     figure = new_figure(columns=2)
     fit_axes, loss_axes = figure.subplots(1, 2)
     plot_data(fit_axes, x, y, grid)
-    low = predictions.min(dim=0).values
-    high = predictions.max(dim=0).values
-    fit_axes.fill_between(grid.squeeze(1), low, high, color="C0", alpha=0.25,
-                          label="lowest to highest prediction")
-    fit_axes.plot(grid, predictions.median(dim=0).values, color="C0",
-                  linewidth=2, label="median prediction")
-    fit_axes.set_title(f"{len(seeds)} seeds, {seeds[0]} to {seeds[-1]} "
-                       f"(data of seed {seeds[0]})")
+    if len(predictions):
+        low = predictions.min(dim=0).values
+        high = predictions.max(dim=0).values
+        fit_axes.fill_between(grid.squeeze(1), low, high, color="C0", alpha=0.25,
+                              label="lowest to highest prediction")
+        fit_axes.plot(grid, predictions.median(dim=0).values, color="C0",
+                      linewidth=2, label="median prediction")
+    seed_range = f"seed {seeds[0]}" if len(seeds) == 1 else (
+        f"{len(seeds)} seeds, {seeds[0]} to {seeds[-1]}")
+    fit_axes.set_title(f"{seed_range} (data of seed {seeds[0]})")
     fit_axes.legend(fontsize="small")
+
+    # A diverged seed's curve stops where its loss stopped being finite.
+    losses = torch.where(torch.isfinite(losses), losses, torch.nan)
     epochs = range(1, losses.shape[0] + 1)
     loss_axes.plot(epochs, losses, color="C0", alpha=0.3, linewidth=0.8)
     loss_axes.plot(epochs, losses.nanmedian(dim=1).values, color="k",
@@ -539,6 +582,15 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append the default to each help line, except for unset flags."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def int_in(low, high):
     def parse(text):
         try:
@@ -558,12 +610,9 @@ def int_in(low, high):
 
 
 def float_in(low, high=math.inf, low_open=False):
-    if low_open:
-        accepted = f"a finite number above {low:g}"
-    elif high == math.inf:
-        accepted = f"a finite number of at least {low:g}"
-    else:
-        accepted = f"a number from {low:g} to {high:g}"
+    lower = f"above {low:g}" if low_open else f"at least {low:g}"
+    upper = f" and at most {high:g}" if high < math.inf else ""
+    accepted = f"a finite number {lower}{upper}"
 
     def parse(text):
         try:
@@ -587,23 +636,24 @@ positive_float = float_in(0.0, low_open=True)
 def build_parser():
     parser = ArgumentParser(
         description="Fit a small MLP to noisy sin(x) and plot the result.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add = parser.add_argument
-    add("--epochs", type=int_in(1, MAX_EPOCHS), default=690,
+    add("--epochs", type=int_in(1, MAX_EPOCHS), default=690, metavar="N",
         help="full-batch training epochs")
-    add("--lr", type=positive_float, default=0.01, help="learning rate")
+    add("--lr", type=positive_float, default=0.01, metavar="RATE",
+        help="learning rate")
     add("--optimizer", choices=OPTIMIZERS, default="adam",
         help=f"optimizer; sgd-momentum is SGD with momentum {SGD_MOMENTUM}")
     add("--activation", choices=tuple(ACTIVATIONS), default="relu",
         help="activation after each hidden layer; none makes the model linear")
-    add("--hidden", type=int_in(1, MAX_HIDDEN), default=64,
+    add("--hidden", type=int_in(1, MAX_HIDDEN), default=64, metavar="UNITS",
         help="width of both hidden layers, in units")
-    add("--points", type=int_in(2, MAX_POINTS), default=100,
+    add("--points", type=int_in(2, MAX_POINTS), default=100, metavar="N",
         help="number of training points on [-10, 10]")
-    add("--noise", type=float_in(0.0), default=0.3,
+    add("--noise", type=float_in(0.0), default=0.3, metavar="STD",
         help="standard deviation of the Gaussian noise added to sin(x)")
-    add("--grid-points", type=int_in(2, MAX_POINTS), default=300,
+    add("--grid-points", type=int_in(2, MAX_POINTS), default=300, metavar="N",
         help="number of prediction points on [-10, 10]")
     add("--scale-input", action="store_true",
         help="map x from [-10, 10] onto [-1, 1] before the first layer")
@@ -612,18 +662,20 @@ def build_parser():
              "by --gamma every --step-size epochs; plateau is ReduceLROnPlateau, "
              "which multiplies it by --gamma after --patience epochs without a "
              "lower training loss")
-    add("--step-size", type=int_in(1, MAX_EPOCHS), default=200,
+    add("--step-size", type=int_in(1, MAX_EPOCHS), default=200, metavar="EPOCHS",
         help="epochs between learning-rate drops for --scheduler step")
-    add("--gamma", type=float_in(0.0, 1.0), default=0.5,
+    add("--gamma", type=float_in(0.0, 1.0, low_open=True), default=0.5,
+        metavar="FACTOR",
         help="factor applied to the learning rate at each drop")
-    add("--patience", type=int_in(0, MAX_EPOCHS), default=20,
+    add("--patience", type=int_in(0, MAX_EPOCHS), default=20, metavar="EPOCHS",
         help="epochs without improvement before a drop for --scheduler plateau")
-    add("--seed", type=int_in(0, MAX_SEED), default=0,
+    add("--seed", type=int_in(0, MAX_SEED), default=0, metavar="N",
         help="seed for both the noise and the initial weights")
     add("--device", choices=("auto", "cpu", "cuda"), default="auto",
         help="where to train; auto picks cuda when it is available")
-    add("--out-dir", default="outputs", help="folder for figures, metrics and model")
-    add("--log-every", type=int_in(1, MAX_EPOCHS), default=100,
+    add("--out-dir", default="outputs", metavar="DIR",
+        help="folder for figures, metrics and model")
+    add("--log-every", type=int_in(1, MAX_EPOCHS), default=100, metavar="EPOCHS",
         help="epochs between progress lines")
     add("--quiet", action="store_true", help="print no progress lines")
     add("--show", action="store_true",
@@ -631,12 +683,12 @@ def build_parser():
     add("--compare", choices=COMPARISONS,
         help="train one variant per value of this setting, from the same data "
              "and initial weights, and plot them together")
-    add("--compare-values",
+    add("--compare-values", metavar="LIST",
         help="comma-separated values for --compare, for example 0.1,0.01,0.001 "
              "for lr; defaults: "
              + "; ".join(f"{name} {','.join(map(str, values))}"
                          for name, values in DEFAULT_COMPARE_VALUES.items()))
-    add("--seeds", type=int_in(1, MAX_SEEDS),
+    add("--seeds", type=int_in(1, MAX_SEEDS), metavar="N",
         help="train this many seeds, --seed onwards, in one batched pass and "
              "plot their spread")
     return parser
@@ -872,65 +924,80 @@ def print_compare_table(rows, say):
                 f"y = {fit['slope']:.5f} x {fit['intercept']:+.5f}")
 
 
+def summarize_seeds(seeds, losses, mses):
+    """Return one record per seed and the median, min and max over the finite ones.
+
+    losses is (epochs, seeds) and mses has one MSE against sin(x) per seed.
+    """
+    runs = []
+    for index, seed in enumerate(seeds):
+        bad_epochs = (~torch.isfinite(losses[:, index])).nonzero()
+        diverged = len(bad_epochs) > 0 or not math.isfinite(mses[index])
+        runs.append({
+            "seed": seed,
+            "diverged_at": int(bad_epochs[0]) + 1 if len(bad_epochs) else None,
+            "final_loss": None if diverged else losses[-1, index].item(),
+            "mse_vs_sin": None if diverged else mses[index].item(),
+        })
+    finite = [run for run in runs if run["final_loss"] is not None]
+    summary = {}
+    for key in ("final_loss", "mse_vs_sin"):
+        values = [run[key] for run in finite]
+        summary[key] = {
+            # statistics.median averages the middle two of an even count,
+            # where torch.median would return the lower one.
+            "median": statistics.median(values) if values else None,
+            "min": min(values, default=None),
+            "max": max(values, default=None),
+        }
+    return runs, summary
+
+
 def run_seeds(args, device, stop, say, log):
     seeds = list(range(args.seed, args.seed + args.seeds))
     data = [make_data(args.points, args.noise, seed) for seed in seeds]
     x = data[0][0]
     ys = torch.stack([y for _, y in data])
     grid = make_grid(args.grid_points)
-    models = [make_model(seed, args.hidden, args.activation).to(device)
-              for seed in seeds]
-    x_in, grid_in = (scale_input(x), scale_input(grid)) if args.scale_input else (x, grid)
-    (forward, params, buffers), result = train_batched(
-        models, x_in.to(device), ys.to(device), args.optimizer, args.lr,
-        args.epochs, (args.scheduler, args.step_size, args.gamma, args.patience),
-        stop, args.log_every, log)
-    if stop.requested:
+    x_in, grid_in = x, grid
+    if args.scale_input:
+        x_in, grid_in = scale_input(x), scale_input(grid)
+    # Each seed's initial weights are drawn exactly as a single run draws them.
+    models = [make_model(seed, args.hidden, args.activation) for seed in seeds]
+    model = StackedMLP(models).to(device)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, device)
+    scheduler = make_scheduler(args.scheduler, optimizer, args.step_size,
+                               args.gamma, args.patience)
+    result = train_batched(model, x_in.to(device), ys.to(device), optimizer,
+                           args.epochs, scheduler, stop, args.log_every, log)
+    if result.interrupted:
         say("interrupted; no seed files were written.", error=True)
         return EXIT_INTERRUPTED
 
-    with torch.no_grad():
-        predictions = forward(params, buffers, grid_in.to(device)).squeeze(-1).cpu()
+    predictions = predict(model, grid_in.to(device)).cpu()  # (seeds, grid points)
     losses = torch.tensor(result.losses)  # (epochs, seeds)
-    finite_losses = torch.where(torch.isfinite(losses), losses, torch.nan)
-    mses = mse_against_sine(grid, predictions)
-    runs = []
-    for index, seed in enumerate(seeds):
-        history = finite_losses[:, index]
-        finite = bool(torch.isfinite(history).all()) and bool(torch.isfinite(mses[index]))
-        runs.append({
-            "seed": seed,
-            "diverged": not finite,
-            "final_loss": history[-1].item() if finite else None,
-            "mse_vs_sin": mses[index].item() if finite else None,
-        })
-    good = [run for run in runs if not run["diverged"]]
-    summary = {}
-    for key in ("final_loss", "mse_vs_sin"):
-        values = torch.tensor([run[key] for run in good]) if good else None
-        summary[key] = {
-            "median": values.median().item() if good else None,
-            "min": values.min().item() if good else None,
-            "max": values.max().item() if good else None,
-        }
+    runs, summary = summarize_seeds(seeds, losses, mse_against_sine(grid, predictions))
+    finite = torch.tensor([run["final_loss"] is not None for run in runs])
     png = os.path.join(args.out_dir, "seeds.png")
     report = os.path.join(args.out_dir, "seeds.json")
-    kept = torch.tensor([not run["diverged"] for run in runs])
-    figure = plot_seeds(x, data[0][1], grid, predictions[kept] if good else predictions,
-                        finite_losses, seeds)
+    figure = plot_seeds(x, data[0][1], grid, predictions[finite], losses, seeds)
     save_figure(figure, png)
     save_json({"seeds": seeds, "settings": settings_of(args), "device": str(device),
                "train_seconds": result.seconds, "runs": runs, "summary": summary,
-               "diverged": len(runs) - len(good), "versions": versions()}, report)
-    say(f"{len(seeds)} seeds trained together in {result.seconds:.2f} s")
+               "versions": versions()}, report)
+
+    plural = "s" if len(seeds) > 1 else ""
+    say(f"trained {len(seeds)} seed{plural} in one batched pass in "
+        f"{result.seconds:.2f} s")
     for key, label in (("final_loss", "final loss"), ("mse_vs_sin", "MSE vs sin(x)")):
-        if good:
-            stats = summary[key]
+        stats = summary[key]
+        if stats["median"] is not None:
             say(f"  {label:<14} median {stats['median']:.5f}  "
                 f"min {stats['min']:.5f}  max {stats['max']:.5f}")
-    if len(good) < len(runs):
-        bad = [str(run["seed"]) for run in runs if run["diverged"]]
-        say(f"  diverged: seeds {', '.join(bad)}; left out of the summary")
+    diverged = [f"{run['seed']} (epoch {run['diverged_at']})"
+                for run in runs if run["final_loss"] is None]
+    if diverged:
+        say(f"  diverged, left out of the summary: seeds {', '.join(diverged)}")
     say(f"wrote {png}, {report}")
     if args.show:
         show_figures([png], say)
@@ -941,7 +1008,13 @@ def main(argv=None):
     """Run the script with command-line arguments argv; return the exit code."""
 
     def say(message, error=False):
-        print(message, file=sys.stderr if error else sys.stdout, flush=True)
+        stream = sys.stderr if error else sys.stdout
+        try:
+            print(message, file=stream, flush=True)
+        except BrokenPipeError:
+            # The reader has gone, as with `| head`: finish the run without
+            # printing, and keep Python's exit-time flush from failing too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
     try:
         args = parse_args(argv)
