@@ -20,6 +20,7 @@ Exit codes: 0 done, 2 invalid input, 3 training diverged, 130 interrupted.
 import argparse
 import contextlib
 import copy
+import gc
 import json
 import math
 import os
@@ -1046,4 +1047,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # The objects made by importing torch and matplotlib live until exit.
+    # Freezing them keeps each full garbage collection from scanning them
+    # again: it cut a default run from about 4.4 s to 3.7 s on the 2-core
+    # machine of BENCHMARKS.md.
+    gc.freeze()
     sys.exit(main())
