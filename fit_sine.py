@@ -62,12 +62,15 @@ DEFAULT_COMPARE_VALUES = {
     "input": INPUT_MODES,
 }
 
-# Upper bounds that keep one run to seconds and a few hundred MB.
+# Upper bounds that catch a mistyped value, such as an extra zero or two.
 MAX_EPOCHS = 1_000_000
 MAX_POINTS = 1_000_000
 MAX_HIDDEN = 4096
 MAX_SEEDS = 1000
 MAX_SEED = 2**32 - 1
+# Points x hidden units x models, the size of one hidden layer's activations.
+# 2**27 float32 values are 512 MiB, and training keeps several such tensors.
+MAX_LAYER_VALUES = 2**27
 
 # The loss stays on the device and is read back every CHECK_EVERY epochs, so
 # a CUDA run does not wait for the GPU after each step. A NaN is still
@@ -704,17 +707,23 @@ def parse_compare_values(name, text):
         raise UsageError(f"argument --compare-values: empty value in {text!r}")
     if name == "lr":
         try:
-            return [positive_float(item) for item in items]
+            values = [positive_float(item) for item in items]
         except argparse.ArgumentTypeError as error:
             raise UsageError(f"argument --compare-values: {error}") from None
-    accepted = DEFAULT_COMPARE_VALUES[name]
-    for item in items:
-        if item not in accepted:
-            raise UsageError(
-                f"argument --compare-values: invalid {name} {item!r}, "
-                f"choose from {', '.join(accepted)}"
-            )
-    return items
+    else:
+        accepted = DEFAULT_COMPARE_VALUES[name]
+        for item in items:
+            if item not in accepted:
+                raise UsageError(
+                    f"argument --compare-values: invalid {name} {item!r}, "
+                    f"choose from {', '.join(accepted)}"
+                )
+        values = items
+    for index, value in enumerate(values):
+        if value in values[:index]:
+            raise UsageError(f"argument --compare-values: {items[index]} is "
+                             f"listed twice in {text!r}; list each value once")
+    return values
 
 
 def parse_args(argv):
@@ -730,6 +739,13 @@ def parse_args(argv):
         raise UsageError("argument --scheduler: plateau cannot be used with "
                          "--seeds because each seed would need its own learning "
                          "rate; use step or none")
+    models = args.seeds or 1
+    layer_values = max(args.points, args.grid_points) * args.hidden * models
+    if layer_values > MAX_LAYER_VALUES:
+        raise UsageError(
+            f"arguments --points, --grid-points, --hidden and --seeds: one hidden "
+            f"layer would hold {layer_values:,} values, above the limit of "
+            f"{MAX_LAYER_VALUES:,}; lower one of them")
     if args.compare_values is not None and args.compare is None:
         raise UsageError("argument --compare-values: needs --compare")
     if args.compare is not None:

@@ -41,6 +41,12 @@ BAD_ARGUMENTS = [
     ("--seeds 2 --compare lr", "--seeds"),
     ("--seeds 2 --scheduler plateau", "--scheduler"),
     ("--seed 4294967295 --seeds 2", "--seeds"),
+    ("--gamma 0", "--gamma"),
+    ("--gamma 1.5", "--gamma"),
+    ("--compare lr --compare-values 0.01,1e-2", "--compare-values"),
+    ("--compare activation --compare-values relu,relu", "--compare-values"),
+    ("--points 1000000 --hidden 4096", "--hidden"),
+    ("--seeds 1000 --hidden 2048", "--seeds"),
 ]
 
 # A few cases again through a real process, where argparse could still print
