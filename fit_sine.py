@@ -358,9 +358,9 @@ def train_batched(
 ):
     """Train every model of a StackedMLP at once; return the TrainResult.
 
-    ys holds one target column per model, shaped (models, points, 1). The
-    per-model MSE losses are summed, so each model gets exactly its own
-    gradient, and Adam and SGD update every element on its own, so model i
+    ys contains one target column per model, shaped (models, points, 1).
+    The per-model MSE losses are summed, so each model gets exactly its own
+    gradient. Adam and SGD update every element on its own, so model i
     follows the same path as a single run, up to rounding. A model whose loss
     turns NaN or inf keeps training without harming the others. The losses of
     the result are one list per epoch, one value per model.
@@ -659,6 +659,7 @@ def build_parser():
         help="standard deviation of the Gaussian noise added to sin(x)")
     add("--grid-points", type=int_in(2, MAX_POINTS), default=300, metavar="N",
         help="number of prediction points on [-10, 10]")
+
     add("--scale-input", action="store_true",
         help="map x from [-10, 10] onto [-1, 1] before the first layer")
     add("--scheduler", choices=SCHEDULERS, default="none",
@@ -673,6 +674,7 @@ def build_parser():
         help="factor applied to the learning rate at each drop")
     add("--patience", type=int_in(0, MAX_EPOCHS), default=20, metavar="EPOCHS",
         help="epochs without improvement before a drop for --scheduler plateau")
+
     add("--seed", type=int_in(0, MAX_SEED), default=0, metavar="N",
         help="seed for both the noise and the initial weights")
     add("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -684,6 +686,7 @@ def build_parser():
     add("--quiet", action="store_true", help="print no progress lines")
     add("--show", action="store_true",
         help="also open the figures in a window, where a display exists")
+
     add("--compare", choices=COMPARISONS,
         help="train one variant per value of this setting, from the same data "
              "and initial weights, and plot them together")
