@@ -20,6 +20,7 @@ Exit codes: 0 done, 2 invalid input, 3 training diverged, 130 interrupted.
 import argparse
 import contextlib
 import copy
+import errno
 import gc
 import json
 import math
@@ -31,14 +32,20 @@ import sys
 import tempfile
 import time
 
-import matplotlib
-import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, NullFormatter
-from torch import nn
+if __name__ == "__main__":
+    # Until main() starts, Ctrl-C ends the script at once and quietly, rather
+    # than with a traceback from inside the imports below.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+import matplotlib  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
+from torch import nn  # noqa: E402
 
 EXIT_OK = 0
+EXIT_WRITE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -68,6 +75,8 @@ MAX_POINTS = 1_000_000
 MAX_HIDDEN = 4096
 MAX_SEEDS = 1000
 MAX_SEED = 2**32 - 1
+# Keeps squared errors far below float32's maximum of about 3.4e38.
+MAX_NOISE = 1e6
 # Points x hidden units x models, the size of one hidden layer's activations.
 # 2**27 float32 values are 512 MiB, and training keeps several such tensors.
 MAX_LAYER_VALUES = 2**27
@@ -217,27 +226,34 @@ def make_scheduler(name, optimizer, step_size, gamma, patience):
 
 
 class StopFlag:
-    """Set by the first Ctrl-C so that training ends after the current epoch."""
+    """Set by Ctrl-C during training, so that training ends after the epoch."""
 
     def __init__(self):
         self.requested = False
 
-    @contextlib.contextmanager
-    def catch_sigint(self):
-        def request_stop(signum, frame):
-            self.requested = True
-            # A second Ctrl-C interrupts at once.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        try:
-            previous = signal.signal(signal.SIGINT, request_stop)
-        except ValueError:  # not the main thread: leave Ctrl-C as it is
-            yield self
-            return
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
+@contextlib.contextmanager
+def stop_on_ctrl_c():
+    """Yield a StopFlag that the first Ctrl-C sets instead of interrupting.
+
+    A second Ctrl-C raises KeyboardInterrupt at once. Outside the main thread
+    signal handlers cannot be set, so there Ctrl-C is left as it is.
+    """
+    stop = StopFlag()
+
+    def request_stop(signum, frame):
+        stop.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    try:
+        previous = signal.signal(signal.SIGINT, request_stop)
+    except ValueError:
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class TrainResult:
@@ -252,6 +268,14 @@ class TrainResult:
     @property
     def epochs_run(self):
         return len(self.losses)
+
+    @property
+    def finite_losses(self):
+        """Return the losses before the first NaN or inf one."""
+        for index, value in enumerate(self.losses):
+            if not math.isfinite(value):
+                return self.losses[:index]
+        return self.losses
 
 
 class EpochMonitor:
@@ -315,34 +339,35 @@ def train(
     optimizer,
     epochs,
     scheduler=None,
-    stop=None,
     log_every=100,
     log=None,
 ):
     """Train on the full batch for epochs steps; return the TrainResult.
 
     Each epoch is the tutorial's five steps. Training ends early when the loss
-    turns NaN or inf (result.diverged_at) or when stop.requested is set.
+    turns NaN or inf (result.diverged_at) or after the epoch in which Ctrl-C
+    was pressed (result.interrupted).
     """
     loss_fn = nn.MSELoss()
     monitor = EpochMonitor(epochs, (), x.device, log_every, log)
     epochs_run = 0
     model.train()
-    for epoch in range(epochs):
-        optimizer.zero_grad()
-        prediction = model(x)
-        loss = loss_fn(prediction, y)
-        loss.backward()
-        optimizer.step()
+    with stop_on_ctrl_c() as stop:
+        for epoch in range(epochs):
+            optimizer.zero_grad()
+            prediction = model(x)
+            loss = loss_fn(prediction, y)
+            loss.backward()
+            optimizer.step()
 
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(loss.detach())  # NOTE: reads the loss back each epoch
-        elif scheduler is not None:
-            scheduler.step()
-        epochs_run = epoch + 1
-        if not monitor.record(epoch, loss) or (stop is not None and stop.requested):
-            break
-    return monitor.result(epochs_run, stop is not None and stop.requested)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(loss.detach())  # NOTE: reads the loss back each epoch
+            elif scheduler is not None:
+                scheduler.step()
+            epochs_run = epoch + 1
+            if not monitor.record(epoch, loss) or stop.requested:
+                break
+    return monitor.result(epochs_run, stop.requested)
 
 
 def train_batched(
@@ -352,7 +377,6 @@ def train_batched(
     optimizer,
     epochs,
     scheduler=None,
-    stop=None,
     log_every=100,
     log=None,
 ):
@@ -369,20 +393,21 @@ def train_batched(
                            stop_on_divergence=False)
     epochs_run = 0
     model.train()
-    for epoch in range(epochs):
-        optimizer.zero_grad()
-        prediction = model(x)
-        member_losses = ((prediction - ys) ** 2).mean(dim=(1, 2))
-        member_losses.sum().backward()
-        optimizer.step()
+    with stop_on_ctrl_c() as stop:
+        for epoch in range(epochs):
+            optimizer.zero_grad()
+            prediction = model(x)
+            member_losses = ((prediction - ys) ** 2).mean(dim=(1, 2))
+            member_losses.sum().backward()
+            optimizer.step()
 
-        if scheduler is not None:
-            scheduler.step()
-        epochs_run = epoch + 1
-        monitor.record(epoch, member_losses)
-        if stop is not None and stop.requested:
-            break
-    return monitor.result(epochs_run, stop is not None and stop.requested)
+            if scheduler is not None:
+                scheduler.step()
+            epochs_run = epoch + 1
+            monitor.record(epoch, member_losses)
+            if stop.requested:
+                break
+    return monitor.result(epochs_run, stop.requested)
 
 
 # -- 5. Prediction ---------------------------------------------------------
@@ -438,14 +463,21 @@ def plot_fit(x, y, grid, prediction, title):
     return figure
 
 
-def set_log_scale(axes):
-    """Use a log y axis labelled at 1, 2 and 5 times each power of ten.
+def set_log_scale(axes, values):
+    """Use a log y axis with plain-number tick labels, such as 0.05 and 0.1.
 
-    The default labels are mathtext, whose parser takes about 0.3 s to set up
-    on first use, more than the rest of the plot.
+    Over three decades or less the labels sit at 1, 2 and 5 times each power
+    of ten, and over more at powers of ten only. The default labels are
+    mathtext, whose parser takes about 0.3 s to set up on first use.
     """
+    values = torch.as_tensor(values, dtype=torch.float64)
+    values = values[torch.isfinite(values) & (values > 0)]
+    decades = 0.0
+    if len(values):
+        decades = math.log10(values.max().item() / values.min().item())
     axes.set_yscale("log")
-    axes.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    if decades <= 3:
+        axes.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
     axes.yaxis.set_major_formatter("{x:g}")
     axes.yaxis.set_minor_formatter(NullFormatter())
 
@@ -455,9 +487,10 @@ def plot_loss(losses, noise):
     axes = figure.add_subplot()
     epochs = range(1, len(losses) + 1)
     axes.plot(epochs, losses, color="C0", label="training MSE")
-    axes.axhline(noise**2, color="k", linestyle="--", linewidth=1,
-                 label=f"noise variance {noise**2:.3g}")
-    set_log_scale(axes)
+    if noise > 0:
+        axes.axhline(noise**2, color="k", linestyle="--", linewidth=1,
+                     label=f"noise variance {noise**2:.3g}")
+    set_log_scale(axes, [*losses, noise**2])
     axes.set_xlabel("epoch")
     axes.set_ylabel("MSE loss")
     axes.set_title("Training loss")
@@ -469,8 +502,10 @@ def plot_comparison(name, x, y, grid, rows):
     figure = new_figure(columns=2)
     fit_axes, loss_axes = figure.subplots(1, 2)
     plot_data(fit_axes, x, y, grid)
-    for index, row in enumerate(rows):
-        color = f"C{index % 10}"
+    colors = [f"C{index}" for index in range(len(rows))]
+    if len(rows) > 10:  # the default cycle repeats after ten colors
+        colors = matplotlib.colormaps["viridis"](torch.linspace(0, 1, len(rows)))
+    for row, color in zip(rows, colors):
         label = row["variant"]
         if row["diverged_at"] is not None:
             label += f" (diverged at epoch {row['diverged_at']})"
@@ -482,7 +517,7 @@ def plot_comparison(name, x, y, grid, rows):
                        label=label)
     fit_axes.set_title(f"Fit by {name}")
     fit_axes.legend(fontsize="small")
-    set_log_scale(loss_axes)
+    set_log_scale(loss_axes, [loss for row in rows for loss in row["loss_history"]])
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("MSE loss")
     loss_axes.set_title("Training loss")
@@ -513,7 +548,7 @@ def plot_seeds(x, y, grid, predictions, losses, seeds):
     loss_axes.plot(epochs, losses, color="C0", alpha=0.3, linewidth=0.8)
     loss_axes.plot(epochs, losses.nanmedian(dim=1).values, color="k",
                    linewidth=2, label="median")
-    set_log_scale(loss_axes)
+    set_log_scale(loss_axes, losses.flatten())
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("MSE loss")
     loss_axes.set_title("Training loss of every seed")
@@ -521,14 +556,11 @@ def plot_seeds(x, y, grid, predictions, losses, seeds):
     return figure
 
 
-def write_atomic(path, write):
-    """Call write(file) on a temporary file, then rename it onto path.
-
-    Readers see the old file or the complete new one, never a partial file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
+def write_temporary(path, write):
+    """Call write(file) on a new temporary file beside path; return its name."""
     handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        dir=os.path.dirname(os.path.abspath(path)),
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )
     try:
         with os.fdopen(handle, "wb") as file:
@@ -538,20 +570,64 @@ def write_atomic(path, write):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+    return temporary
 
 
-def save_figure(figure, path):
-    write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=100))
-    figure.clear()
+def write_atomic(path, write):
+    """Call write(file) on a temporary file, then rename it onto path.
+
+    Readers see the old file or the complete new one, never a partial file.
+    """
+    os.replace(write_temporary(path, write), path)
 
 
-def save_json(data, path):
-    text = json.dumps(data, indent=2) + "\n"
-    write_atomic(path, lambda file: file.write(text.encode()))
+class OutputError(Exception):
+    """An output file could not be written; printed as one line, exit code 1."""
+
+
+def figure_writer(figure):
+    """Return a writer that renders figure as PNG into a binary file."""
+
+    def write(file):
+        figure.savefig(file, format="png", dpi=100)
+        figure.clear()
+
+    return write
+
+
+def json_writer(data):
+    """Return a writer of data as JSON; NaN and inf raise, as JSON has neither."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    return lambda file: file.write(text.encode())
+
+
+def write_files(folder, writers):
+    """Write every file of writers, a {name: write(file)} dict, into folder.
+
+    Each file goes to a temporary file first, and only when all of them are
+    complete are they renamed into place, so a failure leaves the earlier
+    outputs as they were. Returns the paths written; raises OutputError.
+    """
+    staged = []
+    try:
+        for name, write in writers.items():
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):  # found now, before any file is replaced
+                raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+            staged.append((write_temporary(path, write), path))
+        for temporary, path in staged:
+            os.replace(temporary, path)
+    except OSError as error:
+        raise OutputError(f"cannot write {error.filename or folder!r}: "
+                          f"{error.strerror or error}") from None
+    finally:
+        for temporary, _ in staged:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+    return [path for _, path in staged]
 
 
 def show_figures(paths, say):
@@ -583,6 +659,11 @@ class UsageError(Exception):
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
+        if message.startswith("unrecognized arguments"):
+            message += "; see --help for the flags"
+        elif message.endswith("expected one argument"):
+            # argparse reads a value such as -1e-3 as another flag.
+            message += "; write a value that starts with '-' as --flag=VALUE"
         raise UsageError(message)
 
 
@@ -590,7 +671,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Append the default to each help line, except for unset flags."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False):
+        if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
 
@@ -641,6 +722,7 @@ def build_parser():
     parser = ArgumentParser(
         description="Fit a small MLP to noisy sin(x) and plot the result.",
         formatter_class=HelpFormatter,
+        allow_abbrev=False,
     )
     add = parser.add_argument
     add("--epochs", type=int_in(1, MAX_EPOCHS), default=690, metavar="N",
@@ -655,7 +737,7 @@ def build_parser():
         help="width of both hidden layers, in units")
     add("--points", type=int_in(2, MAX_POINTS), default=100, metavar="N",
         help="number of training points on [-10, 10]")
-    add("--noise", type=float_in(0.0), default=0.3, metavar="STD",
+    add("--noise", type=float_in(0.0, MAX_NOISE), default=0.3, metavar="STD",
         help="standard deviation of the Gaussian noise added to sin(x)")
     add("--grid-points", type=int_in(2, MAX_POINTS), default=300, metavar="N",
         help="number of prediction points on [-10, 10]")
@@ -696,8 +778,8 @@ def build_parser():
              + "; ".join(f"{name} {','.join(map(str, values))}"
                          for name, values in DEFAULT_COMPARE_VALUES.items()))
     add("--seeds", type=int_in(1, MAX_SEEDS), metavar="N",
-        help="train this many seeds, --seed onwards, in one batched pass and "
-             "plot their spread")
+        help=f"train this many seeds, --seed onwards, in one batched pass and "
+             f"plot their spread; 1 to {MAX_SEEDS}")
     return parser
 
 
@@ -760,15 +842,37 @@ def parse_args(argv):
 
 
 def prepare_out_dir(path):
-    """Create the output folder and check that it can be written."""
+    """Create the output folder with its parents and check that it is writable.
+
+    Returns the folders that were created, outermost first, so that they can
+    be removed again when the run writes nothing.
+    """
+    created = []
+    folder = os.path.abspath(path)
+    while not os.path.lexists(folder):
+        created.insert(0, folder)
+        folder = os.path.dirname(folder)
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as error:
+        remove_empty_folders(created)
         reason = error.strerror or str(error)
         raise UsageError(f"argument --out-dir: cannot write to {path!r} "
                          f"({reason}); choose another folder") from None
+    return created
+
+
+def remove_empty_folders(folders):
+    """Remove folders, innermost first, up to the first one that is not empty."""
+    for folder in reversed(folders):
+        if not os.path.isdir(folder):
+            continue
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def pick_device(name):
@@ -795,8 +899,7 @@ def versions():
 # -- Runs ------------------------------------------------------------------
 
 
-def fit_once(args, device, x, y, grid, initial_state=None, stop=None, log=None,
-             **overrides):
+def fit_once(args, device, x, y, grid, initial_state=None, log=None, **overrides):
     """Train one model on x, y and predict on grid; return (model, result, prediction).
 
     overrides replaces any of lr, optimizer, activation, scheduler and
@@ -817,21 +920,26 @@ def fit_once(args, device, x, y, grid, initial_state=None, stop=None, log=None,
     scheduler = make_scheduler(setting["scheduler"], optimizer, args.step_size,
                                args.gamma, args.patience)
     result = train(model, x.to(device), y.to(device), optimizer, args.epochs,
-                   scheduler, stop, args.log_every, log)
+                   scheduler, args.log_every, log)
     prediction = predict(model, grid.to(device)).cpu()
+    if result.diverged_at is None and not torch.isfinite(prediction).all():
+        # The last step made the weights NaN or inf after its loss was taken.
+        result.diverged_at = result.epochs_run
     return model, result, prediction
 
 
-def run_single(args, device, stop, say, log):
+def divergence_message(what, hint):
+    return (f"fit_sine.py: error: {what}: the loss or the weights became NaN or "
+            f"infinite; {hint}. No files were written.")
+
+
+def run_single(args, device, say, log):
     x, y = make_data(args.points, args.noise, args.seed)
     grid = make_grid(args.grid_points)
-    model, result, prediction = fit_once(args, device, x, y, grid, stop=stop,
-                                         log=log)
+    model, result, prediction = fit_once(args, device, x, y, grid, log=log)
     if result.diverged_at is not None:
-        bad = result.losses[-1]
-        say(f"error: the loss became {bad} at epoch {result.diverged_at}; "
-            f"try a smaller --lr than {args.lr:g}. No files were written.",
-            error=True)
+        say(divergence_message(f"training diverged at epoch {result.diverged_at}",
+                               f"try a smaller --lr than {args.lr:g}"), error=True)
         return EXIT_DIVERGED
 
     mse = mse_against_sine(grid, prediction).item()
@@ -851,24 +959,27 @@ def run_single(args, device, stop, say, log):
         "prediction": prediction.tolist(),
         "versions": versions(),
     }
-    out = args.out_dir
-    paths = [os.path.join(out, name)
-             for name in ("fit.png", "loss.png", "metrics.json", "model.pt")]
-    title = (f"BalancedMLP after {result.epochs_run} epochs: "
+    title = (f"BalancedMLP after {epochs_text(result.epochs_run)}: "
              f"loss {final_loss:.4f}, MSE vs sin(x) {mse:.4f}")
-    save_figure(plot_fit(x, y, grid, prediction, title), paths[0])
-    save_figure(plot_loss(result.losses, args.noise), paths[1])
-    save_json(metrics, paths[2])
     state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
-    write_atomic(paths[3], lambda file: torch.save(state, file))
+    paths = write_files(args.out_dir, {
+        "fit.png": figure_writer(plot_fit(x, y, grid, prediction, title)),
+        "loss.png": figure_writer(plot_loss(result.losses, args.noise)),
+        "metrics.json": json_writer(metrics),
+        "model.pt": lambda file: torch.save(state, file),
+    })
 
     status = "interrupted after" if result.interrupted else "trained"
-    say(f"{status} {result.epochs_run} epochs in {result.seconds:.2f} s: "
+    say(f"{status} {epochs_text(result.epochs_run)} in {result.seconds:.2f} s: "
         f"final loss {final_loss:.4f}, MSE vs sin(x) {mse:.4f}; "
         f"wrote {', '.join(paths)}")
     if args.show:
         show_figures(paths[:2], say)
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def epochs_text(count):
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def variant_overrides(name, value):
@@ -877,7 +988,7 @@ def variant_overrides(name, value):
     return {name: value}
 
 
-def run_compare(args, device, stop, say, log):
+def run_compare(args, device, say, log):
     name = args.compare
     x, y = make_data(args.points, args.noise, args.seed)
     grid = make_grid(args.grid_points)
@@ -885,13 +996,14 @@ def run_compare(args, device, stop, say, log):
     initial_state = make_model(args.seed, args.hidden).state_dict()
     rows = []
     for value in args.compare_values:
-        if stop.requested:
-            break
         label = f"{name}={value}" if name == "lr" else str(value)
         say(f"training {label}")
         model, result, prediction = fit_once(
-            args, device, x, y, grid, initial_state, stop, log,
+            args, device, x, y, grid, initial_state, log,
             **variant_overrides(name, value))
+        if result.interrupted:
+            say("interrupted; no comparison files were written.", error=True)
+            return EXIT_INTERRUPTED
         diverged = result.diverged_at is not None
         row = {
             "variant": label,
@@ -902,7 +1014,7 @@ def run_compare(args, device, stop, say, log):
             "mse_vs_sin": None if diverged else mse_against_sine(grid, prediction).item(),
             "train_seconds": result.seconds,
             # A diverged variant's curve stops at the last finite loss.
-            "loss_history": result.losses[:-1] if diverged else result.losses,
+            "loss_history": result.finite_losses,
             "prediction": None if diverged else prediction.tolist(),
         }
         if name == "activation" and value == "none" and not diverged:
@@ -912,20 +1024,27 @@ def run_compare(args, device, stop, say, log):
             row["least_squares_line"] = dict(zip(("slope", "intercept"),
                                                  least_squares_line(x_in, y)))
         rows.append(row)
-    if stop.requested:
-        say("interrupted; no comparison files were written.", error=True)
-        return EXIT_INTERRUPTED
 
     print_compare_table(rows, say)
-    png = os.path.join(args.out_dir, f"compare_{name}.png")
-    report = os.path.join(args.out_dir, f"compare_{name}.json")
-    save_figure(plot_comparison(name, x, y, grid, rows), png)
-    save_json({"compare": name, "settings": settings_of(args),
-               "device": str(device), "variants": rows,
-               "versions": versions()}, report)
-    say(f"wrote {png}, {report}")
+    if all(row["diverged_at"] is not None for row in rows):
+        first = min(row["diverged_at"] for row in rows)
+        hint = ("try smaller values in --compare-values" if name == "lr"
+                else f"try a smaller --lr than {args.lr:g}")
+        say(divergence_message(f"every variant diverged, the first at epoch {first}",
+                               hint), error=True)
+        return EXIT_DIVERGED
+    settings = settings_of(args)
+    # The variants replace the compared setting's own flag.
+    del settings["scale_input" if name == "input" else name]
+    report = {"compare": name, "settings": settings, "device": str(device),
+              "variants": rows, "versions": versions()}
+    paths = write_files(args.out_dir, {
+        f"compare_{name}.png": figure_writer(plot_comparison(name, x, y, grid, rows)),
+        f"compare_{name}.json": json_writer(report),
+    })
+    say(f"wrote {', '.join(paths)}")
     if args.show:
-        show_figures([png], say)
+        show_figures(paths[:1], say)
     return EXIT_OK
 
 
@@ -952,10 +1071,16 @@ def summarize_seeds(seeds, losses, mses):
     runs = []
     for index, seed in enumerate(seeds):
         bad_epochs = (~torch.isfinite(losses[:, index])).nonzero()
-        diverged = len(bad_epochs) > 0 or not math.isfinite(mses[index])
+        diverged_at = None
+        if len(bad_epochs):
+            diverged_at = int(bad_epochs[0]) + 1
+        elif not math.isfinite(mses[index]):
+            # The last step made the weights NaN or inf after its loss was taken.
+            diverged_at = len(losses)
+        diverged = diverged_at is not None
         runs.append({
             "seed": seed,
-            "diverged_at": int(bad_epochs[0]) + 1 if len(bad_epochs) else None,
+            "diverged_at": diverged_at,
             "final_loss": None if diverged else losses[-1, index].item(),
             "mse_vs_sin": None if diverged else mses[index].item(),
         })
@@ -973,7 +1098,7 @@ def summarize_seeds(seeds, losses, mses):
     return runs, summary
 
 
-def run_seeds(args, device, stop, say, log):
+def run_seeds(args, device, say, log):
     seeds = list(range(args.seed, args.seed + args.seeds))
     data = [make_data(args.points, args.noise, seed) for seed in seeds]
     x = data[0][0]
@@ -989,7 +1114,7 @@ def run_seeds(args, device, stop, say, log):
     scheduler = make_scheduler(args.scheduler, optimizer, args.step_size,
                                args.gamma, args.patience)
     result = train_batched(model, x_in.to(device), ys.to(device), optimizer,
-                           args.epochs, scheduler, stop, args.log_every, log)
+                           args.epochs, scheduler, args.log_every, log)
     if result.interrupted:
         say("interrupted; no seed files were written.", error=True)
         return EXIT_INTERRUPTED
@@ -997,30 +1122,37 @@ def run_seeds(args, device, stop, say, log):
     predictions = predict(model, grid_in.to(device)).cpu()  # (seeds, grid points)
     losses = torch.tensor(result.losses)  # (epochs, seeds)
     runs, summary = summarize_seeds(seeds, losses, mse_against_sine(grid, predictions))
+    diverged = [run for run in runs if run["final_loss"] is None]
+    if len(diverged) == len(runs):
+        first = min(run["diverged_at"] for run in runs)
+        say(divergence_message(f"every seed diverged, the first at epoch {first}",
+                               f"try a smaller --lr than {args.lr:g}"), error=True)
+        return EXIT_DIVERGED
+
     finite = torch.tensor([run["final_loss"] is not None for run in runs])
-    png = os.path.join(args.out_dir, "seeds.png")
-    report = os.path.join(args.out_dir, "seeds.json")
+    report = {"seeds": seeds, "settings": settings_of(args), "device": str(device),
+              "train_seconds": result.seconds, "runs": runs, "summary": summary,
+              "versions": versions()}
     figure = plot_seeds(x, data[0][1], grid, predictions[finite], losses, seeds)
-    save_figure(figure, png)
-    save_json({"seeds": seeds, "settings": settings_of(args), "device": str(device),
-               "train_seconds": result.seconds, "runs": runs, "summary": summary,
-               "versions": versions()}, report)
+    paths = write_files(args.out_dir, {
+        "seeds.png": figure_writer(figure),
+        "seeds.json": json_writer(report),
+    })
 
     plural = "s" if len(seeds) > 1 else ""
     say(f"trained {len(seeds)} seed{plural} in one batched pass in "
         f"{result.seconds:.2f} s")
     for key, label in (("final_loss", "final loss"), ("mse_vs_sin", "MSE vs sin(x)")):
         stats = summary[key]
-        if stats["median"] is not None:
-            say(f"  {label:<14} median {stats['median']:.5f}  "
-                f"min {stats['min']:.5f}  max {stats['max']:.5f}")
-    diverged = [f"{run['seed']} (epoch {run['diverged_at']})"
-                for run in runs if run["final_loss"] is None]
+        say(f"  {label:<14} median {stats['median']:.5f}  "
+            f"min {stats['min']:.5f}  max {stats['max']:.5f}")
     if diverged:
-        say(f"  diverged, left out of the summary: seeds {', '.join(diverged)}")
-    say(f"wrote {png}, {report}")
+        listed = ", ".join(f"{run['seed']} (epoch {run['diverged_at']})"
+                           for run in diverged)
+        say(f"  diverged, left out of the summary: seeds {listed}")
+    say(f"wrote {', '.join(paths)}")
     if args.show:
-        show_figures([png], say)
+        show_figures(paths[:1], say)
     return EXIT_OK
 
 
@@ -1031,14 +1163,19 @@ def main(argv=None):
         stream = sys.stderr if error else sys.stdout
         try:
             print(message, file=stream, flush=True)
-        except BrokenPipeError:
-            # The reader has gone, as with `| head`: finish the run without
-            # printing, and keep Python's exit-time flush from failing too.
+        except OSError:
+            # The reader has gone, as with `| head`, or the stream is full:
+            # finish the run without printing, and keep Python's exit-time
+            # flush from failing too.
             os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
+    # Ctrl-C outside training raises KeyboardInterrupt, handled below; this
+    # undoes the quiet exit that the script sets while it imports.
+    with contextlib.suppress(ValueError):  # only the main thread may set it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = parse_args(argv)
-        prepare_out_dir(args.out_dir)
+        created = prepare_out_dir(args.out_dir)
     except UsageError as error:
         say(f"fit_sine.py: error: {error}", error=True)
         return EXIT_USAGE
@@ -1056,13 +1193,19 @@ def main(argv=None):
         run = run_seeds
     else:
         run = run_single
-    stop = StopFlag()
     try:
-        with stop.catch_sigint():
-            return run(args, device, stop, say, log)
+        code = run(args, device, say, log)
+    except OutputError as error:
+        say(f"fit_sine.py: error: {error}; fix that or choose another --out-dir. "
+            f"The earlier outputs there are unchanged.", error=True)
+        code = EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         say("interrupted", error=True)
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
+    if code != EXIT_OK:
+        # Leave no empty folder behind from a run that wrote nothing.
+        remove_empty_folders(created)
+    return code
 
 
 if __name__ == "__main__":
