@@ -468,7 +468,8 @@ def set_log_scale(axes, values):
 
     Over three decades or less the labels sit at 1, 2 and 5 times each power
     of ten, and over more at powers of ten only. The default labels are
-    mathtext, whose parser takes about 0.3 s to set up on first use.
+    mathtext, whose parser setup added about 0.04 s to a run in
+    benchmarks/bench_levers.py.
     """
     values = torch.as_tensor(values, dtype=torch.float64)
     values = values[torch.isfinite(values) & (values > 0)]
@@ -1183,9 +1184,10 @@ def main(argv=None):
     device = pick_device(args.device)
     log = None if args.quiet else say
     say(f"device: {device}")
-    if device.type == "cpu":
-        # Each op here works on a few thousand numbers, so a second thread
-        # costs more in hand-off than it saves.
+    if device.type == "cpu" and args.seeds is None:
+        # Each op of a single model works on a few thousand numbers, so a
+        # second thread costs more in hand-off than it saves. Batched seeds
+        # have N times larger tensors and keep torch's default.
         torch.set_num_threads(1)
     if args.compare is not None:
         run = run_compare

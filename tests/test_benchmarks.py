@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS_DIR = os.path.join(REPO_ROOT, "benchmarks")
@@ -22,6 +24,7 @@ TIMEOUT_S = 300
 
 sys.path.insert(0, BENCHMARKS_DIR)
 import bench_common  # noqa: E402
+import bench_levers  # noqa: E402
 
 
 def run_benchmark(script, *args, python_code=None):
@@ -129,11 +132,11 @@ def test_bench_seeds_quick_exits_zero(bench_seeds_run):
 
 @pytest.mark.parametrize("label, unit", [
     ("sequential: 4 x train, 1 thread", " s"),
+    ("batched: train_batched, default threads", " s"),
     ("batched: train_batched, 1 thread", " s"),
-    ("batched: train_batched, 2 threads", " s"),
     ("batched / sequential", ""),
-    ("batched 2 threads / sequential", ""),
-    ("batched 2 threads / batched 1 thread", ""),
+    ("batched 1 thread / sequential", ""),
+    ("batched 1 thread / batched default threads", ""),
     ("median final MSE, sequential", ""),
     ("median final MSE, batched, 1 thread", ""),
 ])
@@ -185,3 +188,125 @@ def test_write_markdown_section_creates_file(tmp_path):
     assert text.startswith("# Benchmarks\n")
     assert "<!-- one -->\nbody one\n<!-- /one -->\n" in text
     assert "<!-- two -->\nbody two\n<!-- /two -->\n" in text
+
+
+# -- bench_levers.py -------------------------------------------------------
+
+RATIO = r"\d+\.\d+"
+SECONDS_DIFFERENCE = r"[+-]\d+\.\d+ s"
+
+
+def assert_lever_row(output, lever, variant, unit, comparison=""):
+    """Assert a line with lever, variant, a number in unit, then comparison.
+
+    comparison is a regular expression for the last cell; "" skips it.
+    """
+    pattern = (rf"^{re.escape(lever)}\s+{re.escape(variant)}\s+"
+               rf"-?\d+\.\d+{re.escape(unit)}(\s|$)")
+    if comparison:
+        pattern += rf".*\s{comparison}$"
+    assert re.search(pattern, output, re.MULTILINE), (
+        f"no row {lever!r}, {variant!r} with a number in {unit or 'no unit'!r} "
+        f"and a last cell matching {comparison!r} in:\n{output}"
+    )
+
+
+@pytest.fixture(scope="module")
+def bench_levers_run():
+    return run_benchmark("bench_levers.py", "--quick")
+
+
+def test_bench_levers_quick_exits_zero(bench_levers_run):
+    assert bench_levers_run.returncode == 0, bench_levers_run.stderr
+
+
+@pytest.mark.parametrize("lever, variant, unit, comparison", [
+    ("training loop", "1 tutorial loop, default threads", " s", RATIO),
+    ("training loop", "2 tutorial loop, 1 thread", " s", RATIO),
+    ("training loop", "3 loss on device, 1 thread", " s", RATIO),
+    ("training loop", "4 fused Adam, 1 thread", " s", RATIO),
+    ("training loop", "4b fit_sine.train, 1 thread", " s", RATIO),
+    ("training loop", "5 foreach Adam, 1 thread", " s", RATIO),
+    ("training loop", "6 fused Adam, 2 threads", " s", RATIO),
+    ("prediction", "no_grad (fit_sine.predict)", " µs", "baseline"),
+    ("prediction", "inference_mode", " µs", r"[+-]\d+\.\d+ µs"),
+    ("garbage collector", "gc.freeze() before main", " s", "baseline"),
+    ("garbage collector", "no gc.freeze()", " s", SECONDS_DIFFERENCE),
+    ("figures", "a project settings", " s", "baseline"),
+    ("figures", "b layout=constrained", " s", SECONDS_DIFFERENCE),
+    ("figures", "c mathtext log labels", " s", SECONDS_DIFFERENCE),
+    ("imports", "figure + backend_agg", " s", "baseline"),
+    ("imports", "pyplot", " s", SECONDS_DIFFERENCE),
+    ("pyplot import", "-X importtime, after figure + backend_agg", " s", ""),
+])
+def test_bench_levers_quick_timing_rows(bench_levers_run, lever, variant, unit,
+                                        comparison):
+    assert_lever_row(bench_levers_run.stdout, lever, variant, unit, comparison)
+
+
+@pytest.mark.parametrize("variant", [
+    "1 tutorial loop, default threads",
+    "2 tutorial loop, 1 thread",
+    "3 loss on device, 1 thread",
+    "4 fused Adam, 1 thread",
+    "4b fit_sine.train, 1 thread",
+    "5 foreach Adam, 1 thread",
+    "6 fused Adam, 2 threads",
+])
+def test_bench_levers_quick_final_mse_rows(bench_levers_run, variant):
+    quality = bench_levers_run.stdout.partition("quality (final training MSE):")[2]
+    assert quality, bench_levers_run.stdout
+    assert_lever_row(quality, "training loop", variant, "", r"[+-]\d\.\de[+-]\d+")
+
+
+def test_bench_levers_quick_rejects_markdown():
+    before = read_benchmarks_md()
+    completed = run_benchmark("bench_levers.py", "--quick", "--markdown")
+    assert completed.returncode == 2
+    assert "--markdown cannot be combined with --quick" in completed.stderr
+    assert read_benchmarks_md() == before
+
+
+# The figure variants must change what they claim to change, or the figure rows
+# of bench_levers would compare the project's settings with themselves.
+
+
+def loss_plot_labels(fit_sine):
+    """Draw fit_sine.plot_loss's figure; return its y tick label texts."""
+    figure = fit_sine.plot_loss([1.0, 0.2, 0.05], 0.1)
+    figure.canvas.draw()
+    labels = figure.axes[0].get_yticklabels()
+    return [label.get_text() for label in labels if label.get_text()]
+
+
+def test_bench_levers_mathtext_patch_labels(fit_sine, monkeypatch):
+    project_labels = loss_plot_labels(fit_sine)
+    monkeypatch.setattr(fit_sine, "set_log_scale",
+                        bench_levers.with_mathtext_labels(fit_sine.set_log_scale))
+    patched_labels = loss_plot_labels(fit_sine)
+    assert project_labels
+    assert not any("$" in label for label in project_labels), project_labels
+    assert patched_labels
+    assert all(label.startswith("$") for label in patched_labels), patched_labels
+
+
+def test_bench_levers_constrained_patch_layout(fit_sine):
+    project_figure = fit_sine.new_figure()
+    patched_figure = bench_levers.with_constrained_layout(fit_sine.new_figure)()
+    assert project_figure.get_layout_engine() is None
+    assert isinstance(patched_figure.get_layout_engine(), ConstrainedLayoutEngine)
+    assert isinstance(patched_figure.canvas, FigureCanvasAgg)
+    project_size = project_figure.get_size_inches().tolist()
+    assert patched_figure.get_size_inches().tolist() == project_size
+
+
+def test_bench_levers_constrained_patch_moves_axes(fit_sine):
+    project_figure = fit_sine.new_figure()
+    patched_figure = bench_levers.with_constrained_layout(fit_sine.new_figure)()
+    positions = []
+    for figure in (project_figure, patched_figure):
+        axes = figure.add_subplot()
+        axes.set_title("title")
+        figure.canvas.draw()
+        positions.append(axes.get_position().bounds)
+    assert positions[0] != positions[1]
