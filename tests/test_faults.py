@@ -65,7 +65,7 @@ def test_seeds_all_diverged_exits_3(run_main, tmp_path):
     assert not out_dir.exists()
 
 
-def test_seeds_last_step_divergence_reported(run_main, tmp_path):
+def test_seeds_last_step_divergence_exits_3(run_main, tmp_path):
     code, _, _ = run_main(["--seeds", "2", "--optimizer", "sgd", "--lr", "1e30",
                            "--epochs", "1", "--out-dir", tmp_path, "--quiet"])
 
@@ -77,7 +77,7 @@ def test_failed_write_keeps_earlier_outputs(run_main, tmp_path):
     code, _, _ = run_main(["--epochs", "5", "--out-dir", tmp_path, "--quiet"])
     assert code == 0
     before = listing(tmp_path)
-    # A folder where a figure should go makes the final rename fail.
+    # A folder where a figure should go makes the write fail.
     (tmp_path / "loss.png").unlink()
     (tmp_path / "loss.png").mkdir()
     before.pop("loss.png")
