@@ -14,7 +14,8 @@ Usage::
     python fit_sine.py --seeds 8            # 8 seeds trained in one batched pass
     python fit_sine.py --help               # every flag, with its unit and default
 
-Exit codes: 0 done, 2 invalid input, 3 training diverged, 130 interrupted.
+Exit codes: 0 done, 1 an output file could not be written, 2 invalid input,
+3 training diverged, 130 interrupted.
 """
 
 import argparse
@@ -929,8 +930,8 @@ def fit_once(args, device, x, y, grid, initial_state=None, log=None, **overrides
     return model, result, prediction
 
 
-def divergence_message(what, hint):
-    return (f"fit_sine.py: error: {what}: the loss or the weights became NaN or "
+def divergence_message(event, hint):
+    return (f"fit_sine.py: error: {event}: the loss or the weights became NaN or "
             f"infinite; {hint}. No files were written.")
 
 
