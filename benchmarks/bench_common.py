@@ -12,11 +12,20 @@ import platform
 import shlex
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 
-import fit_sine
+import torch
+from torch import nn
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCHMARKS_DIR)
+# The benchmarks import fit_sine.py from the repository root.
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import fit_sine  # noqa: E402
+
 BENCHMARKS_MD = os.path.join(REPO_ROOT, "BENCHMARKS.md")
 MIB = 1024 * 1024
 
@@ -40,6 +49,27 @@ class Row:
 
 
 TABLE_HEADINGS = Row("measure", "median", "min to max", "target", "result")
+
+
+def time_tutorial_loop(model, x, y, epochs, lr):
+    """Train model with the tutorial's plain loop; return (seconds, final loss).
+
+    The loop is the tutorial's as written: default Adam and loss.item() every
+    epoch. The clock covers building the optimizer and loss and training.
+    """
+    start = time.perf_counter()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.MSELoss()
+    losses = []
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        prediction = model(x)
+        loss = loss_fn(prediction, y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    seconds = time.perf_counter() - start
+    return seconds, losses[-1]
 
 
 def positive_int(text):

@@ -61,15 +61,11 @@ import torch
 from matplotlib.ticker import LogFormatterSciNotation
 from torch import nn
 
-BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(BENCHMARKS_DIR)
-# fit_sine.py is at the repo root and bench_common.py next to this file.
-for folder in (REPO_ROOT, BENCHMARKS_DIR):
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-
+# Running this file puts its folder first on sys.path, and bench_common puts
+# the repository root there for fit_sine.
 import bench_common  # noqa: E402
 import fit_sine  # noqa: E402
+from bench_common import BENCHMARKS_DIR, REPO_ROOT  # noqa: E402
 from bench_common import print_progress  # noqa: E402
 
 SECTION = "bench_levers"
@@ -127,19 +123,7 @@ def train_tutorial_loop(x, y, epochs, threads):
     """
     torch.set_num_threads(threads)
     model = fit_sine.make_model(SEED)
-    start = time.perf_counter()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = nn.MSELoss()
-    losses = []
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        prediction = model(x)
-        loss = loss_fn(prediction, y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    seconds = time.perf_counter() - start
-    return seconds, losses[-1]
+    return bench_common.time_tutorial_loop(model, x, y, epochs, LR)
 
 
 def train_loss_on_device(x, y, epochs, threads, adam_options):

@@ -29,13 +29,8 @@ import time
 import matplotlib
 import torch
 
-BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(BENCHMARKS_DIR)
-# fit_sine.py is at the repo root and bench_common.py next to this file.
-for folder in (REPO_ROOT, BENCHMARKS_DIR):
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-
+# Running this file puts its folder first on sys.path, and bench_common puts
+# the repository root there for fit_sine.
 import bench_common  # noqa: E402
 import fit_sine  # noqa: E402
 from bench_common import Row, check_at_most, print_progress  # noqa: E402

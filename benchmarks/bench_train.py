@@ -5,9 +5,9 @@ hidden width 64 and ReLU, Adam with lr 0.01, MSE loss and 690 full-batch epochs.
 
   a. fit_sine.train with fit_sine's data, model and make_optimizer("adam", ...),
      at 1 thread because fit_sine.main() calls torch.set_num_threads(1) on CPU.
-  b. The plain tutorial loop written below: an nn.Sequential with a's initial
-     weights, torch.optim.Adam without the fused flag, nn.MSELoss and
-     loss.item() every epoch, at torch's default thread count.
+  b. The plain tutorial loop, bench_common.time_tutorial_loop: an nn.Sequential
+     with a's initial weights, torch.optim.Adam without the fused flag,
+     nn.MSELoss and loss.item() every epoch, at torch's default thread count.
   c. scikit-learn's MLPRegressor with the same layers, solver, learning rate and
      full batch, fitted on the same data. Skipped if scikit-learn is missing.
   d. The wall time of ``python fit_sine.py --out-dir TMP --quiet`` against the
@@ -40,15 +40,11 @@ import matplotlib
 import torch
 from torch import nn
 
-BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(BENCHMARKS_DIR)
-# fit_sine.py is at the repo root and bench_common.py next to this file.
-for folder in (REPO_ROOT, BENCHMARKS_DIR):
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-
+# Running this file puts its folder first on sys.path, and bench_common puts
+# the repository root there for fit_sine.
 import bench_common  # noqa: E402
 import fit_sine  # noqa: E402
+from bench_common import BENCHMARKS_DIR, REPO_ROOT  # noqa: E402
 from bench_common import Row, check_at_most, print_progress  # noqa: E402
 
 try:
@@ -115,19 +111,7 @@ def train_tutorial_loop(x, y, initial_state, epochs, threads):
     """
     torch.set_num_threads(threads)
     model = make_tutorial_model(initial_state)
-    start = time.perf_counter()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = nn.MSELoss()
-    losses = []
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        prediction = model(x)
-        loss = loss_fn(prediction, y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    seconds = time.perf_counter() - start
-    return seconds, losses[-1]
+    return bench_common.time_tutorial_loop(model, x, y, epochs, LR)
 
 
 # -- c. scikit-learn -------------------------------------------------------

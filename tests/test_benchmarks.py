@@ -113,9 +113,11 @@ def test_bench_train_quick_reports_sklearn_skipped(bench_train_run):
 def test_bench_train_quick_without_sklearn():
     # A None entry in sys.modules makes "import sklearn" raise ImportError.
     hide_sklearn = (
-        "import runpy, sys\n"
+        "import os, runpy, sys\n"
         "sys.modules['sklearn'] = None\n"
         "sys.argv = sys.argv[1:]\n"
+        "# As `python script.py` does, put the script's folder first on sys.path.\n"
+        "sys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
         "runpy.run_path(sys.argv[0], run_name='__main__')\n"
     )
     completed = run_benchmark("bench_train.py", "--quick", python_code=hide_sklearn)
